@@ -1,0 +1,197 @@
+"""The LightningDataModule that serves any data source as train, validation and test tensors."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from typing_extensions import override
+
+from lightning_app.data.dataset import MemmapTableDataset, TableDataset, batch_collate
+from lightning_app.data.sources import DataSource
+from lightning_app.data.split import check_fractions, split_indices, standardisation_stats
+from lightning_app.data.task import ResolvedTarget, TaskName, resolve_target
+from lightning_app.errors import ConfigError
+
+
+class TabularDataModule(LightningDataModule):
+    """Split a tabular source into train, validation and test sets and serve them in batches.
+
+    Features (and the target, for regression) are standardised with statistics of the training
+    split only. Classification splits are stratified by class.
+
+    Args:
+        source: where the rows come from: ``FileSource``, ``NpySource`` or a synthetic generator.
+        task: "regression", "binary", "multiclass", or "auto" to infer it from the target.
+        batch_size: training batch size per device (each DDP process loads this many rows a step).
+        eval_batch_size: validation, test and predict batch size; defaults to ``batch_size``.
+        val_fraction: share of rows (of each class, for classification) held out for validation.
+        test_fraction: share held out for testing; 0 leaves no test set.
+        seed: seeds the split and the training shuffle.
+        standardize: standardise features and a regression target with training statistics.
+        num_workers: DataLoader worker processes; 0 fetches batches in the training process, which
+            is fastest for data that is already in memory.
+    """
+
+    def __init__(
+        self,
+        source: DataSource,
+        task: TaskName = "auto",
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        standardize: bool = True,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size is {batch_size}, expected a positive integer")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ConfigError(f"data.eval_batch_size is {eval_batch_size}, expected a positive integer or null")
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers is {num_workers}, expected 0 or more")
+        check_fractions(val_fraction, test_fraction)
+        self.source = source
+        self.task = task
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.standardize = standardize
+        self.num_workers = num_workers
+        self.train_set: TableDataset
+        self.val_set: TableDataset
+        self.test_set: TableDataset
+
+    # Values the CLI links into the model. Reading one loads and splits the data, so bad data fails
+    # while the CLI instantiates classes, before any training.
+
+    @property
+    def num_features(self) -> int:
+        return self._prepared["num_features"]
+
+    @property
+    def num_outputs(self) -> int:
+        """1 for regression, the class count for classification (binary uses two logits)."""
+        resolved = self._prepared["resolved"]
+        return 1 if resolved.task == "regression" else len(resolved.class_values)
+
+    @property
+    def task_name(self) -> str:
+        return self._prepared["resolved"].task
+
+    @property
+    def target_mean(self) -> float:
+        """Mean subtracted from a regression target; the model adds it back to report raw units."""
+        return self._prepared["target_mean"]
+
+    @property
+    def target_std(self) -> float:
+        """Scale a regression target was divided by; the model multiplies it back."""
+        return self._prepared["target_std"]
+
+    @property
+    def class_counts(self) -> list[int] | None:
+        """Training rows per class, or None for regression."""
+        return self._prepared["class_counts"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._prepared["resolved"].class_values
+
+    @cached_property
+    def _prepared(self) -> dict:
+        table = self.source.load()
+        resolved: ResolvedTarget = resolve_target(table, self.task)
+        is_classification = resolved.task != "regression"
+        train_rows, val_rows, test_rows = split_indices(
+            len(resolved.values),
+            self.val_fraction,
+            self.test_fraction,
+            self.seed,
+            labels=resolved.values if is_classification else None,
+        )
+        if val_rows.size == 0:
+            raise ConfigError(
+                f"data.val_fraction {self.val_fraction} leaves no validation rows out of "
+                f"{len(resolved.values)}; raise it"
+            )
+
+        if self.standardize:
+            mean, std = standardisation_stats(table.features, train_rows)
+        else:
+            mean, std = np.zeros(table.features.shape[1]), np.ones(table.features.shape[1])
+        target_mean, target_std = 0.0, 1.0
+        if self.standardize and not is_classification:
+            target_mean = float(resolved.values[train_rows].mean())
+            target_std = float(resolved.values[train_rows].std()) or 1.0
+
+        def build(rows: np.ndarray) -> TableDataset:
+            if is_classification:
+                targets = torch.from_numpy(resolved.values[rows])
+            else:
+                targets = torch.from_numpy(((resolved.values[rows] - target_mean) / target_std).astype(np.float32))
+            groups = None if table.groups is None else torch.from_numpy(table.groups[rows])
+            if isinstance(table.features, np.memmap):
+                return MemmapTableDataset(table.features, rows, mean, std, targets, groups)
+            features = (np.asarray(table.features[rows], dtype=np.float64) - mean) / std
+            return TableDataset(torch.from_numpy(features.astype(np.float32)), targets, groups)
+
+        self.train_set, self.val_set, self.test_set = build(train_rows), build(val_rows), build(test_rows)
+        class_counts = None
+        if is_classification:
+            class_counts = np.bincount(resolved.values[train_rows], minlength=len(resolved.class_values)).tolist()
+        rank_zero_info(
+            f"Data from {table.origin}: {resolved.task}, {table.features.shape[1]} features, "
+            f"{train_rows.size} train / {val_rows.size} validation / {test_rows.size} test rows."
+        )
+        return {
+            "num_features": int(table.features.shape[1]),
+            "resolved": resolved,
+            "target_mean": target_mean,
+            "target_std": target_std,
+            "class_counts": class_counts,
+        }
+
+    @override
+    def setup(self, stage: str) -> None:
+        self._prepared  # noqa: B018 (loads and splits the data once)
+
+    def _train_batch_sampler(self) -> BatchSampler:
+        generator = torch.Generator().manual_seed(self.seed)
+        return BatchSampler(RandomSampler(self.train_set, generator=generator), self.batch_size, drop_last=False)
+
+    def _eval_loader(self, dataset: TableDataset) -> DataLoader:
+        batches = BatchSampler(SequentialSampler(dataset), self.eval_batch_size, drop_last=False)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=batch_collate, num_workers=self.num_workers)
+
+    @override
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_sampler=self._train_batch_sampler(),
+            collate_fn=batch_collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    @override
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val_set)
+
+    @override
+    def test_dataloader(self) -> DataLoader:
+        if len(self.test_set) == 0:
+            raise ConfigError("data.test_fraction is 0, so there is no test set; set it above 0 to run test")
+        return self._eval_loader(self.test_set)
+
+    @override
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_set if len(self.test_set) > 0 else self.val_set)

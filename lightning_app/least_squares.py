@@ -1,0 +1,58 @@
+"""Compare a linear run's validation MSE with the exact least-squares fit on the same split.
+
+Usage: python -m lightning_app.least_squares RUN_DIR
+RUN_DIR is a run directory such as logs/diabetes_linear/version_0; its saved config.yaml gives the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import yaml
+from jsonargparse import ArgumentParser
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lightning_app.data import TabularDataModule
+
+
+def least_squares_val_mse(data: TabularDataModule) -> float:
+    """Return the validation MSE, in the target's original units, of the least-squares fit on train."""
+    data.setup("fit")
+
+    def design(features: torch.Tensor) -> torch.Tensor:
+        # A column of ones fits the bias, as the linear model has one.
+        return torch.cat([features.double(), torch.ones(features.shape[0], 1, dtype=torch.double)], dim=1)
+
+    train, val = data.train_set, data.val_set
+    solution = torch.linalg.lstsq(design(train.features), train.targets.double().unsqueeze(1)).solution
+    errors = design(val.features) @ solution - val.targets.double().unsqueeze(1)
+    return float(errors.square().mean()) * data.target_std**2
+
+
+def datamodule_from_run(run_dir: Path) -> TabularDataModule:
+    """Rebuild the datamodule of a finished run from its saved config.yaml."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    parser = ArgumentParser()
+    parser.add_class_arguments(TabularDataModule, "data")
+    parsed = parser.parse_object({"data": config["data"]})
+    return parser.instantiate_classes(parsed).data
+
+
+def main() -> None:
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("run_dir", type=Path)
+    run_dir = arguments.parse_args().run_dir
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    final = events.Scalars("val/mse")[-1]
+    optimum = least_squares_val_mse(datamodule_from_run(run_dir))
+    print(f"validation MSE after step {final.step}: {final.value:.1f}")
+    print(f"least-squares validation MSE:     {optimum:.1f}")
+    print(f"relative difference:              {(final.value - optimum) / optimum:+.2%}")
+
+
+if __name__ == "__main__":
+    main()
