@@ -10,10 +10,9 @@ import argparse
 from pathlib import Path
 
 import torch
-import yaml
-from jsonargparse import ArgumentParser
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lightning_app.config_data import datamodule_from_config
 from lightning_app.data import TabularDataModule
 
 
@@ -31,15 +30,6 @@ def least_squares_val_mse(data: TabularDataModule) -> float:
     return float(errors.square().mean()) * data.target_std**2
 
 
-def datamodule_from_run(run_dir: Path) -> TabularDataModule:
-    """Rebuild the datamodule of a finished run from its saved config.yaml."""
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    parser = ArgumentParser()
-    parser.add_class_arguments(TabularDataModule, "data")
-    parsed = parser.parse_object({"data": config["data"]})
-    return parser.instantiate_classes(parsed).data
-
-
 def main() -> None:
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     arguments.add_argument("run_dir", type=Path)
@@ -48,7 +38,7 @@ def main() -> None:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     final = events.Scalars("val/mse")[-1]
-    optimum = least_squares_val_mse(datamodule_from_run(run_dir))
+    optimum = least_squares_val_mse(datamodule_from_config(run_dir / "config.yaml"))
     print(f"validation MSE after step {final.step}: {final.value:.1f}")
     print(f"least-squares validation MSE:     {optimum:.1f}")
     print(f"relative difference:              {(final.value - optimum) / optimum:+.2%}")

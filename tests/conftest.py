@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lightning_app.summary import read_scalars as _read_scalars
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,15 +19,6 @@ def _run_cli(args: list[str], cwd: Path = REPO_ROOT, timeout: float = 600) -> su
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     command = [sys.executable, str(REPO_ROOT / "train.py"), *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    return {
-        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-        for tag in accumulator.Tags()["scalars"]
-    }
 
 
 @pytest.fixture

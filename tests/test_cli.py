@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -161,3 +162,29 @@ def test_bad_input_prints_one_line(run_cli, tmp_path, override, expected):
     assert last_line.startswith("error: ")
     assert expected in last_line
     assert not (tmp_path / "diabetes_linear").exists()
+
+
+@pytest.mark.slow
+def test_classification_fit_test_predict(run_cli, read_scalars, tmp_path):
+    logs = ["--trainer.logger.init_args.save_dir", str(tmp_path)]
+    fitted = run_cli(
+        ["fit", "--config", "configs/digits_mlp.yaml", "--config", "configs/presets/quick.yaml", *logs, *QUICK]
+    )
+    assert fitted.returncode == 0, fitted.stderr
+
+    run_dir = tmp_path / "digits_mlp" / "version_0"
+    scalars = read_scalars(run_dir)
+    for tag in ("val/acc", "val/balanced_acc", "val/f1_macro", "val/recall/0", "val/recall/9"):
+        assert len(scalars[tag]) == 3, tag
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert "val/confusion_matrix" in events.Tags()["images"]
+    image = events.Images("val/confusion_matrix")[-1]
+    assert (image.width, image.height) == (160, 160)
+
+    checkpoint = str(run_dir / "checkpoints" / "last.ckpt")
+    tested = run_cli(["test", "--config", "configs/digits_mlp.yaml", "--ckpt_path", checkpoint, *logs, *QUICK])
+    assert tested.returncode == 0, tested.stderr
+    assert "test/balanced_acc" in tested.stdout
+    predicted = run_cli(["predict", "--config", "configs/digits_mlp.yaml", "--ckpt_path", checkpoint, *logs, *QUICK])
+    assert predicted.returncode == 0, predicted.stderr

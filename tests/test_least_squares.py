@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from lightning_app.data import FileSource, TabularDataModule
-from lightning_app.least_squares import datamodule_from_run, least_squares_val_mse
+from lightning_app.config_data import datamodule_from_config
+from lightning_app.least_squares import least_squares_val_mse
 
 
 @pytest.mark.slow
@@ -36,7 +37,7 @@ def test_linear_diabetes_matches_least_squares(run_cli, read_scalars, repo_root,
     assert abs(final - optimum) / optimum < 0.02, f"validation MSE {final:.1f}, least squares {optimum:.1f}"
 
     # The report command rebuilds the data from the saved config and prints the same two numbers.
-    assert least_squares_val_mse(datamodule_from_run(run_dir)) == pytest.approx(optimum)
+    assert least_squares_val_mse(datamodule_from_config(run_dir / "config.yaml")) == pytest.approx(optimum)
     report = subprocess.run(
         [sys.executable, "-m", "lightning_app.least_squares", str(run_dir)],
         cwd=repo_root,
