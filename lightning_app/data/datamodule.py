@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 from typing_extensions import override
 
 from lightning_app.data.dataset import MemmapTableDataset, TableDataset, batch_collate
@@ -16,6 +17,16 @@ from lightning_app.data.sources import DataSource
 from lightning_app.data.split import check_fractions, split_indices, standardisation_stats
 from lightning_app.data.task import ResolvedTarget, TaskName, resolve_target
 from lightning_app.errors import ConfigError
+from lightning_app.samplers import (
+    EpochBatchSampler,
+    GroupBy,
+    GroupCodes,
+    SamplerName,
+    build_batch_sampler,
+    resolve_group_codes,
+)
+from lightning_app.samplers.distributed import check_divisible
+from lightning_app.samplers.factory import GROUPED_SAMPLERS
 
 
 class TabularDataModule(LightningDataModule):
@@ -27,14 +38,30 @@ class TabularDataModule(LightningDataModule):
     Args:
         source: where the rows come from: ``FileSource``, ``NpySource`` or a synthetic generator.
         task: "regression", "binary", "multiclass", or "auto" to infer it from the target.
-        batch_size: training batch size per device (each DDP process loads this many rows a step).
-        eval_batch_size: validation, test and predict batch size; defaults to ``batch_size``.
+        batch_size: the global training batch: with W DDP processes each loads ``batch_size / W`` rows
+            a step, so the optimisation does not change with the device count. It must divide by W.
+        eval_batch_size: validation, test and predict batch size per process; defaults to ``batch_size``.
         val_fraction: share of rows (of each class, for classification) held out for validation.
         test_fraction: share held out for testing; 0 leaves no test set.
-        seed: seeds the split and the training shuffle.
+        seed: seeds the split and the training batch sampler.
         standardize: standardise features and a regression target with training statistics.
         num_workers: DataLoader worker processes; 0 fetches batches in the training process, which
             is fastest for data that is already in memory.
+        sampler: how training batches are composed: "random" (a seeded shuffle), "sequential" (data
+            order, no shuffle), "stratified" (each batch holds every group in its dataset share, each
+            sample once per epoch), "balanced" (equal counts of every group) or "imbalanced" (chosen
+            group shares). Validation and test batches are always sequential.
+        group_by: the group key of the grouped samplers: "target" (the class, or ``num_bins`` quantile
+            bins of a regression target), "groups" (the source's group column) or "auto" (the group
+            column when the source has one, else the target).
+        num_bins: quantile bins of a regression target when grouping by target.
+        proportions: "imbalanced" only: mapping of group id (class index or group id) to its share of
+            every batch; the shares must sum to 1.
+        long_tail_ratio: "imbalanced" only, instead of ``proportions``: shares falling geometrically
+            from group 0 to the last group, which gets this fraction of group 0's share.
+        num_batches: "balanced" and "imbalanced" only: batches per epoch, by default
+            ``ceil(training rows / batch_size)``.
+        drop_last: "random", "sequential" and "stratified": drop the last, smaller batch.
     """
 
     def __init__(
@@ -48,6 +75,13 @@ class TabularDataModule(LightningDataModule):
         seed: int = 0,
         standardize: bool = True,
         num_workers: int = 0,
+        sampler: SamplerName = "random",
+        group_by: GroupBy = "auto",
+        num_bins: int = 10,
+        proportions: dict[int, float] | None = None,
+        long_tail_ratio: float | None = None,
+        num_batches: int | None = None,
+        drop_last: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -66,6 +100,13 @@ class TabularDataModule(LightningDataModule):
         self.seed = seed
         self.standardize = standardize
         self.num_workers = num_workers
+        self.sampler = sampler
+        self.group_by = group_by
+        self.num_bins = num_bins
+        self.proportions = proportions
+        self.long_tail_ratio = long_tail_ratio
+        self.num_batches = num_batches
+        self.drop_last = drop_last
         self.train_set: TableDataset
         self.val_set: TableDataset
         self.test_set: TableDataset
@@ -152,7 +193,19 @@ class TabularDataModule(LightningDataModule):
             f"Data from {table.origin}: {resolved.task}, {table.features.shape[1]} features, "
             f"{train_rows.size} train / {val_rows.size} validation / {test_rows.size} test rows."
         )
+        train_groups = None
+        if self.sampler in GROUPED_SAMPLERS:
+            train_groups = resolve_group_codes(
+                self.group_by,
+                targets=self.train_set.targets,
+                groups=self.train_set.groups,
+                is_classification=is_classification,
+                num_bins=self.num_bins,
+            )
+        # Build a single-process sampler once so that bad sampler options fail before training starts.
+        self._build_train_sampler(train_groups, num_replicas=1, rank=0)
         return {
+            "train_groups": train_groups,
             "num_features": int(table.features.shape[1]),
             "resolved": resolved,
             "target_mean": target_mean,
@@ -163,10 +216,32 @@ class TabularDataModule(LightningDataModule):
     @override
     def setup(self, stage: str) -> None:
         self._prepared  # noqa: B018 (loads and splits the data once)
+        if stage == "fit" and self.trainer is not None:
+            check_divisible(self.batch_size, self.trainer.world_size)
 
-    def _train_batch_sampler(self) -> BatchSampler:
-        generator = torch.Generator().manual_seed(self.seed)
-        return BatchSampler(RandomSampler(self.train_set, generator=generator), self.batch_size, drop_last=False)
+    def _build_train_sampler(self, groups: GroupCodes | None, num_replicas: int, rank: int) -> EpochBatchSampler:
+        return build_batch_sampler(
+            self.sampler,
+            num_samples=len(self.train_set),
+            groups=groups,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            drop_last=self.drop_last,
+            proportions=self.proportions,
+            long_tail_ratio=self.long_tail_ratio,
+            num_batches=self.num_batches,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
+
+    def _train_batch_sampler(self) -> EpochBatchSampler:
+        # Built inside train_dataloader(): Lightning records the arguments of batch samplers created
+        # there, and with Trainer(use_distributed_sampler=True) under DDP it rebuilds the sampler from
+        # them with a DistributedSampler injected, which this sampler ignores in favour of the
+        # explicit world size and rank below.
+        trainer = self.trainer
+        num_replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        return self._build_train_sampler(self._prepared["train_groups"], num_replicas, rank)
 
     def _eval_loader(self, dataset: TableDataset) -> DataLoader:
         batches = BatchSampler(SequentialSampler(dataset), self.eval_batch_size, drop_last=False)
@@ -174,7 +249,10 @@ class TabularDataModule(LightningDataModule):
 
     @override
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        """Return a torchdata ``StatefulDataLoader``, so checkpoints store the sampler's position in the epoch."""
+        # NOTE: exact mid-epoch resume is tested with num_workers=0 only; worker processes prefetch
+        # indices from the sampler ahead of the training step.
+        return StatefulDataLoader(
             self.train_set,
             batch_sampler=self._train_batch_sampler(),
             collate_fn=batch_collate,
