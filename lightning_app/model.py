@@ -159,6 +159,13 @@ class TabularModel(LightningModule):
             self._stage_metrics(stage).update(outputs.detach(), targets)
 
     @override
+    def on_train_start(self) -> None:
+        # A run resumed mid-epoch skips on_train_epoch_start, so the sum starts here too.
+        # NOTE: after such a resume, that epoch's train/loss averages only the resumed batches.
+        if self._train_loss_sum is None:
+            self.on_train_epoch_start()
+
+    @override
     def on_train_epoch_start(self) -> None:
         self._train_loss_sum = torch.zeros((), device=self.device)
         self._train_rows = 0

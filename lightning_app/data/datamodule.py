@@ -15,6 +15,7 @@ from typing_extensions import override
 from lightning_app.data.dataset import MemmapTableDataset, TableDataset, batch_collate
 from lightning_app.data.sources import DataSource
 from lightning_app.data.split import check_fractions, split_indices, standardisation_stats
+from lightning_app.data.subsample import long_tail_rows
 from lightning_app.data.task import ResolvedTarget, TaskName, resolve_target
 from lightning_app.errors import ConfigError
 from lightning_app.samplers import (
@@ -48,7 +49,7 @@ class TabularDataModule(LightningDataModule):
         num_workers: DataLoader worker processes; 0 fetches batches in the training process, which
             is fastest for data that is already in memory.
         sampler: how training batches are composed: "random" (a seeded shuffle), "sequential" (data
-            order, no shuffle), "stratified" (each batch holds every group in its dataset share, each
+            order, no shuffle), "stratified" (each batch contains every group in its dataset share, each
             sample once per epoch), "balanced" (equal counts of every group) or "imbalanced" (chosen
             group shares). Validation and test batches are always sequential.
         group_by: the group key of the grouped samplers: "target" (the class, or ``num_bins`` quantile
@@ -62,6 +63,9 @@ class TabularDataModule(LightningDataModule):
         num_batches: "balanced" and "imbalanced" only: batches per epoch, by default
             ``ceil(training rows / batch_size)``.
         drop_last: "random", "sequential" and "stratified": drop the last, smaller batch.
+        train_long_tail: classification only: keep ``round(n_max * f ** (c / (C - 1)))`` training rows
+            (at least one) of class index c, where n_max is the largest class count of the training split
+            and f this value, to study a long-tailed training set. Validation and test rows stay as split.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class TabularDataModule(LightningDataModule):
         long_tail_ratio: float | None = None,
         num_batches: int | None = None,
         drop_last: bool = False,
+        train_long_tail: float | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -107,6 +112,7 @@ class TabularDataModule(LightningDataModule):
         self.long_tail_ratio = long_tail_ratio
         self.num_batches = num_batches
         self.drop_last = drop_last
+        self.train_long_tail = train_long_tail
         self.train_set: TableDataset
         self.val_set: TableDataset
         self.test_set: TableDataset
@@ -164,6 +170,10 @@ class TabularDataModule(LightningDataModule):
                 f"data.val_fraction {self.val_fraction} leaves no validation rows out of "
                 f"{len(resolved.values)}; raise it"
             )
+        if self.train_long_tail is not None:
+            if not is_classification:
+                raise ConfigError("data.train_long_tail applies to classification; remove it for a regression target")
+            train_rows = long_tail_rows(train_rows, resolved.values[train_rows], self.train_long_tail, self.seed)
 
         if self.standardize:
             mean, std = standardisation_stats(table.features, train_rows)

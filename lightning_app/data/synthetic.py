@@ -18,6 +18,18 @@ def _feature_names(count: int) -> list[str]:
     return [f"x{column}" for column in range(count)]
 
 
+def _gaussian_groups(
+    seed: int, counts: list[int], num_features: int, separation: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return float32 features and int64 group ids: group g is centred at ``separation`` times a random unit vector."""
+    rng = np.random.default_rng(seed)
+    directions = rng.standard_normal((len(counts), num_features))
+    centres = separation * directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    groups = np.repeat(np.arange(len(counts)), counts)
+    features = centres[groups] + rng.standard_normal((groups.size, num_features))
+    return features.astype(np.float32), groups.astype(np.int64)
+
+
 class NoiseRegression(DataSource):
     """Pure noise: inputs and targets are independent standard normals.
 
@@ -87,17 +99,41 @@ class GaussianClasses(DataSource):
         self.seed = seed
 
     def load(self) -> Table:
-        rng = np.random.default_rng(self.seed)
-        directions = rng.standard_normal((len(self.counts), self.num_features))
-        centres = self.separation * directions / np.linalg.norm(directions, axis=1, keepdims=True)
-        labels = np.repeat(np.arange(len(self.counts)), self.counts)
-        features = centres[labels] + rng.standard_normal((labels.size, self.num_features))
+        features, labels = _gaussian_groups(self.seed, self.counts, self.num_features, self.separation)
         task = "binary" if len(self.counts) == 2 else "multiclass"
-        return Table(
-            features.astype(np.float32),
-            labels,
-            _feature_names(self.num_features),
-            "GaussianClasses",
-            groups=labels.astype(np.int64),
-            task_hint=task,
-        )
+        return Table(features, labels, _feature_names(self.num_features), "GaussianClasses", groups=labels, task_hint=task)
+
+
+class GroupedTargets(DataSource):
+    """Regression rows in groups whose members share one target, for example 900 rows with 0 and 100 with 1.
+
+    Group g's features are unit-variance Gaussians around ``separation`` times a random unit vector
+    drawn once from the seed, and every row of group g has target ``targets[g]``. The group id is
+    stored as the table's groups, so batch samplers can stratify or balance by it.
+    """
+
+    def __init__(
+        self,
+        counts: tuple[int, ...] = (900, 100),
+        targets: tuple[float, ...] = (0.0, 1.0),
+        num_features: int = 10,
+        separation: float = 2.0,
+        seed: int = 0,
+    ) -> None:
+        if len(counts) < 2 or len(targets) != len(counts):
+            raise ConfigError(
+                f"data.source.init_args.counts {counts} and targets {targets} must list the same number "
+                "(two or more) of groups"
+            )
+        if min(counts) < 1 or num_features < 1:
+            raise ConfigError(f"data.source.init_args.counts {counts} and num_features {num_features} must be positive")
+        self.counts = list(counts)
+        self.targets = [float(target) for target in targets]
+        self.num_features = num_features
+        self.separation = separation
+        self.seed = seed
+
+    def load(self) -> Table:
+        features, groups = _gaussian_groups(self.seed, self.counts, self.num_features, self.separation)
+        target = np.asarray(self.targets)[groups]
+        return Table(features, target, _feature_names(self.num_features), "GroupedTargets", groups=groups, task_hint="regression")
