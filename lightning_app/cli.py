@@ -44,7 +44,18 @@ class TemplateCLI(LightningCLI):
 
         # Always-on callbacks, configured under their own keys, for example --checkpoint.save_top_k 3.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min", "checkpoint.save_last": True})
+        parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min"})
+        # Lightning 2.6 writes a monitored checkpoint's last.ckpt only when a best checkpoint is saved
+        # in the same step, so last.ckpt would hold the best epoch. An unmonitored checkpoint named
+        # "last" holds the latest epoch instead.
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults(
+            {
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.enable_version_counter": False,
+            }
+        )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.set_defaults({"trainer.logger": lazy_instance(TensorBoardLogger, save_dir=LOG_DIR)})

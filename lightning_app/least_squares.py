@@ -10,10 +10,11 @@ import argparse
 from pathlib import Path
 
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_app.config_data import datamodule_from_config
 from lightning_app.data import TabularDataModule
+from lightning_app.errors import ConfigError
+from lightning_app.summary import read_scalars
 
 
 def least_squares_val_mse(data: TabularDataModule) -> float:
@@ -35,13 +36,17 @@ def main() -> None:
     arguments.add_argument("run_dir", type=Path)
     run_dir = arguments.parse_args().run_dir
 
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    final = events.Scalars("val/mse")[-1]
-    optimum = least_squares_val_mse(datamodule_from_config(run_dir / "config.yaml"))
-    print(f"validation MSE after step {final.step}: {final.value:.1f}")
+    try:
+        val_mse = read_scalars(run_dir).get("val/mse")
+        if not val_mse:
+            raise ConfigError(f"{run_dir} has no val/mse scalar; pass the run directory of a regression run")
+        optimum = least_squares_val_mse(datamodule_from_config(run_dir / "config.yaml"))
+    except (ConfigError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
+    final_step, final_value = val_mse[-1]
+    print(f"validation MSE after step {final_step}: {final_value:.1f}")
     print(f"least-squares validation MSE:     {optimum:.1f}")
-    print(f"relative difference:              {(final.value - optimum) / optimum:+.2%}")
+    print(f"relative difference:              {(final_value - optimum) / optimum:+.2%}")
 
 
 if __name__ == "__main__":

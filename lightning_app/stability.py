@@ -56,9 +56,12 @@ def main() -> None:
     arguments.add_argument("config", type=Path)
     config = arguments.parse_args().config
 
-    data = datamodule_from_config(config)
-    top = mse_hessian_top_eigenvalue(data)
-    median, smallest = per_sample_critical_lr(data)
+    try:
+        data = datamodule_from_config(config)
+        top = mse_hessian_top_eigenvalue(data)
+        median, smallest = per_sample_critical_lr(data)
+    except (ConfigError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
     print(f"lambda_max of the full-batch MSE Hessian:  {top:.4f}")
     print(f"full-batch critical learning rate:         {2.0 / top:.4f}")
     print(f"one-sample overshoot learning rate 1/|x|^2: median {median:.4f}, smallest {smallest:.4f}")

@@ -190,3 +190,15 @@ def test_classification_fit_test_predict(run_cli, read_scalars, tmp_path):
     assert "test/balanced_acc" in tested.stdout
     predicted = run_cli(["predict", "--config", "configs/digits_mlp.yaml", "--ckpt_path", checkpoint, *logs, *QUICK])
     assert predicted.returncode == 0, predicted.stderr
+
+
+def test_last_checkpoint_is_latest_epoch(run_cli, tmp_path):
+    # With lr 0 the validation loss never improves, so the best checkpoint stays at epoch 0 while
+    # last.ckpt must follow the latest epoch.
+    result = _fit_diabetes(run_cli, tmp_path, "--trainer.max_epochs", "2", "--model.optimizer.lr", "0.0")
+    assert result.returncode == 0, result.stderr
+
+    checkpoints = tmp_path / "diabetes_linear" / "version_0" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 1
+    best = [path for path in checkpoints.glob("*.ckpt") if path.name != "last.ckpt"]
+    assert [path.name for path in best] == ["epoch=0-step=9.ckpt"]

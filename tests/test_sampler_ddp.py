@@ -31,6 +31,7 @@ class IndexRecorder(Callback):
     def __init__(self, output_dir: str) -> None:
         self.output_dir = Path(output_dir)
         self.batches: list[tuple[int, list[int]]] = []
+        self.val_batch_sizes: list[tuple[int, int]] = []
         self._keys: torch.Tensor | None = None
         self._order: torch.Tensor | None = None
 
@@ -48,9 +49,21 @@ class IndexRecorder(Callback):
         self.batches.append((trainer.current_epoch, self._order[position].tolist()))
 
     @override
+    def on_validation_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if not trainer.sanity_checking:
+            self.val_batch_sizes.append((trainer.current_epoch, len(batch[1])))
+
+    @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        record = {"rank": trainer.global_rank, "world_size": trainer.world_size, "batches": self.batches}
+        record = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "batches": self.batches,
+            "val_batch_sizes": self.val_batch_sizes,
+        }
         (self.output_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
@@ -58,7 +71,6 @@ def write_config(tmp_path: Path) -> Path:
     config = f"""
 trainer:
   max_epochs: 2
-  limit_val_batches: 2
   enable_progress_bar: false
   callbacks:
     - class_path: tests.test_sampler_ddp.IndexRecorder
@@ -117,3 +129,12 @@ def test_ddp_ranks_get_stratified_disjoint_shares(tmp_path: Path, run_cli) -> No
         assert torch.equal(torch.sort(epoch_indices).values, torch.arange(labels.numel()))
         epochs.append(per_rank[0])
     assert not all(torch.equal(a, b) for a, b in zip(epochs[0], epochs[1], strict=True)), "epochs must differ"
+
+    # Validation keeps its batch size under DDP: each rank gets half of the validation rows, in
+    # batches of eval_batch_size (which defaults to batch_size).
+    rows_per_rank = -(-len(datamodule.val_set) // 2)
+    expected_sizes = [BATCH_SIZE] * (rows_per_rank // BATCH_SIZE) + [rows_per_rank % BATCH_SIZE] * bool(rows_per_rank % BATCH_SIZE)
+    for record in records:
+        for epoch in (0, 1):
+            sizes = [size for e, size in record["val_batch_sizes"] if e == epoch]
+            assert sizes == expected_sizes, f"rank {record['rank']} epoch {epoch}: validation batch sizes {sizes}"

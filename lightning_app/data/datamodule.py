@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 from typing_extensions import override
 
@@ -254,8 +254,16 @@ class TabularDataModule(LightningDataModule):
         return self._build_train_sampler(self._prepared["train_groups"], num_replicas, rank)
 
     def _eval_loader(self, dataset: TableDataset) -> DataLoader:
-        batches = BatchSampler(SequentialSampler(dataset), self.eval_batch_size, drop_last=False)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=batch_collate, num_workers=self.num_workers)
+        # A plain batch_size, not a BatchSampler: under DDP, Lightning 2.6 rebuilt a loader given as
+        # BatchSampler(SequentialSampler) with batches of 1 around its DistributedSampler. Batches
+        # still arrive whole through __getitems__.
+        return DataLoader(
+            dataset,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            collate_fn=batch_collate,
+            num_workers=self.num_workers,
+        )
 
     @override
     def train_dataloader(self) -> DataLoader:

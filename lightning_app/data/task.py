@@ -37,11 +37,10 @@ def _infer_task(table: Table) -> str:
     if table.task_hint in ("regression", "binary", "multiclass"):
         return table.task_hint
     target = table.target
-    if table.task_hint == "classification" or not np.issubdtype(target.dtype, np.number):
-        return "binary" if np.unique(target).size == 2 else "multiclass"
-
     distinct = np.unique(target)
-    if np.all(distinct == np.round(distinct)) and distinct.size <= MAX_AUTO_CLASSES:
+    if table.task_hint == "classification" or not np.issubdtype(target.dtype, np.number):
+        task = "binary" if distinct.size == 2 else "multiclass"
+    elif np.all(distinct == np.round(distinct)) and distinct.size <= MAX_AUTO_CLASSES:
         task = "binary" if distinct.size == 2 else "multiclass"
     else:
         task = "regression"
