@@ -47,7 +47,7 @@ class TemplateCLI(LightningCLI):
         parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min"})
         # Lightning 2.6 writes a monitored checkpoint's last.ckpt only when a best checkpoint is saved
         # in the same step, so last.ckpt would hold the best epoch. An unmonitored checkpoint named
-        # "last" holds the latest epoch instead.
+        # "last" stores the latest epoch instead.
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
