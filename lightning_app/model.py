@@ -229,7 +229,7 @@ class TabularModel(LightningModule):
 
     def _log_stage_metrics(self, stage: str) -> None:
         # torchmetrics gathers the states of all DDP processes inside compute(), so every process
-        # holds the same values; sync_dist only averages equal numbers and silences Lightning's warning.
+        # has the same values; sync_dist only averages equal numbers and silences Lightning's warning.
         values, confusion = self._stage_metrics(stage).compute()
         self.log_dict({f"{stage}/{name}": value for name, value in values.items()}, sync_dist=True)
         if confusion is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:

@@ -8,7 +8,7 @@ quadratic diverges when lr * lambda_max(H) > 2 (Cohen et al. 2021, "Gradient Des
 Networks Typically Occurs at the Edge of Stability", arXiv 2103.00065), so 2 / lambda_max is the
 critical learning rate for full-batch steps.
 
-A step on one sample x sees only that sample's Hessian 2 x x^T, whose top eigenvalue is 2 |x|^2
+A step on one sample x uses only that sample's Hessian 2 x x^T, whose top eigenvalue is 2 |x|^2
 (x with the bias entry), so at batch size 1 a step overshoots the sample's own minimum when
 lr > 1 / |x|^2. With 10 standard-normal features |x|^2 is about 11, so per-sample steps are
 stable only below about 0.09, ten times below the full-batch limit.

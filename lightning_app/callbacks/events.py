@@ -32,7 +32,7 @@ class HealthEvent:
         lr: learning rate of the first parameter group at that step.
         batch_size: samples in the step's last batch, as Lightning extracts it.
         action: what the detector did: ``stop``, ``skip``, ``rollback`` or ``warn``.
-        detail: the consequence in words, for example which checkpoint holds the healthy weights.
+        detail: the consequence in words, for example which checkpoint contains the healthy weights.
         extra: machine-readable details of the action (restored step, new learning rate, paths).
     """
 

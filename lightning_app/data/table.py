@@ -22,7 +22,7 @@ class Table:
         target_name: the target column's name, used in error messages.
         groups: optional (N,) int64 group ids (for example the class of a synthetic sample or a
             group column of a file), used by batch samplers that compose batches by group.
-        task_hint: the task the source knows its data has, or None to infer it from the target.
+        task_hint: the task of the source's data when the source defines it, or None to infer it from the target.
     """
 
     features: np.ndarray

@@ -20,7 +20,7 @@ MAX_AUTO_CLASSES = 50
 
 @dataclass
 class ResolvedTarget:
-    """The task and the target as the model sees it.
+    """The task and the target in the form the model trains on.
 
     Attributes:
         task: "regression", "binary" or "multiclass".

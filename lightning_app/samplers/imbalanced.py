@@ -117,12 +117,12 @@ class ImbalancedBatchSampler(EpochBatchSampler):
         return long_tail_shares(self.groups.num_groups, long_tail_ratio)
 
     def _warn_small_groups(self) -> None:
-        most_per_batch = -(-self.totals // self.num_batches)
-        too_small = (most_per_batch > self.groups.counts).nonzero().flatten()
+        max_per_batch = -(-self.totals // self.num_batches)
+        too_small = (max_per_batch > self.groups.counts).nonzero().flatten()
         if not too_small.numel():
             return
         code = int(too_small[0])
-        size, per_batch = int(self.groups.counts[code]), int(most_per_batch[code])
+        size, per_batch = int(self.groups.counts[code]), int(max_per_batch[code])
         others = f" ({too_small.numel() - 1} more groups too)" if too_small.numel() > 1 else ""
         rank_zero_warn(
             f"group {int(self.groups.values[code])} has {size} training samples but a batch of {self.batch_size} "

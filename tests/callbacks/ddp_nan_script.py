@@ -1,4 +1,4 @@
-"""Two-process DDP run on the CPU where only rank 1 sees a NaN loss; each rank writes what it did.
+"""Two-process DDP run on the CPU where only rank 1 gets a NaN loss; each rank writes what it did.
 
 Run: python tests/callbacks/ddp_nan_script.py OUTPUT_DIR NAN_STEP
 """

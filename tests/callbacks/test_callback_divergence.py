@@ -147,7 +147,7 @@ def test_lr_one_noise_run_detected_within_few_steps(
     assert detector.stopped_at is not None
     assert detector.stopped_at <= max_steps_to_detection
     assert trainer.global_step == detector.stopped_at + 1
-    # The stopped model holds the weights the detection step started from: already above the start.
+    # The stopped model has the weights the detection step started from: already above the start.
     assert full_batch_loss(model, dataset) > 2 * start_loss
 
 
